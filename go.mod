@@ -1,0 +1,3 @@
+module scopeguard
+
+go 1.24
