@@ -73,7 +73,7 @@ func TestParseUsersRejects(t *testing.T) {
 	tests := []struct{ name, file, want string }{
 		{"not JSON", `[{`, "unexpected EOF"},
 		{"not a list", `{"username":"bob"}`, "cannot unmarshal"},
-		{"data after the list", `[]x`, "after the JSON array"},
+		{"data after the list", `[]x`, "data after the array"},
 		{"unknown field", `[{"username":"bob","hashed_password":` + hash + `,"admin":true}]`, `unknown field "admin"`},
 		{"no username", `[{"hashed_password":` + hash + `}]`, "user #1: username is required"},
 		{"null user", `[null]`, "user #1: username is required"},

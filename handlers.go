@@ -1,12 +1,13 @@
 package main
 
-// Routes, handlers, and the one place errors become HTTP answers.
+// Routes, handlers, the access log, and writeError: where errors become answers.
 
 import (
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -16,8 +17,8 @@ import (
 	"time"
 )
 
-// Strings clients see. FastAPI clients match on them, so, as net/http says
-// of its own, due to Hyrum's law this text cannot be changed.
+// What clients see. FastAPI clients match on these strings, so (as net/http
+// says of its own) due to Hyrum's law this text cannot be changed.
 const (
 	scopeMe    = "me"
 	scopeItems = "items"
@@ -28,7 +29,7 @@ const (
 	detailInactiveUser         = "Inactive user"
 	detailIncorrectPassword    = "Incorrect username or password"
 
-	// RFC 6749 §5.2 error codes, plus RFC 8628 §3.5's slow_down and
+	// RFC 6749 §5.2's codes, with RFC 8628 §3.5's slow_down and RFC 6749
 	// §4.1.2.1's temporarily_unavailable for the login limits.
 	codeInvalidRequest     = "invalid_request"
 	codeInvalidGrant       = "invalid_grant"
@@ -36,32 +37,26 @@ const (
 	codeUnsupportedGrant   = "unsupported_grant_type"
 	codeSlowDown           = "slow_down"
 	codeTemporarilyUnavail = "temporarily_unavailable"
+
+	formContentType = "application/x-www-form-urlencoded"
 )
 
-const (
-	maxTokenRequestBytes = 64 << 10
-	formContentType      = "application/x-www-form-urlencoded"
-)
-
-// newHandler builds the whole API: every route on one screen, wrapped in
-// the access log. Adding a protected endpoint is one line here.
+// newHandler is the whole API on one screen, inside the access log. A
+// protected endpoint is one line: scopes, active or not, and a handler.
 func newHandler(cfg *config) http.Handler {
 	mux := http.NewServeMux()
 	route := func(method, path string, h http.Handler) {
 		mux.Handle(method+" "+path, h)
-		allow := method
-		if method == http.MethodGet {
-			allow += ", " + http.MethodHead // a GET pattern also serves HEAD
-		}
-		// Any other method: a JSON 405, not the mux's text/plain one.
-		mux.Handle(path, &apiError{status: http.StatusMethodNotAllowed, detail: "Method Not Allowed", allow: allow})
+		allow := map[string]string{"GET": "GET, HEAD", "POST": "POST"}[method] // GET serves HEAD too
+		// Other methods get a JSON 405, not the mux's text/plain one.
+		mux.Handle(path, &apiError{status: http.StatusMethodNotAllowed, detail: "Method Not Allowed", header: http.Header{"Allow": {allow}}})
 	}
 	route("POST", "/token", handleToken(cfg))
 	route("GET", "/users/me/{$}", requireScopes(cfg, true, scopeMe)(handleMe))
 	route("GET", "/users/me/items/{$}", requireScopes(cfg, true, scopeMe, scopeItems)(handleItems))
 	route("GET", "/status/{$}", requireScopes(cfg, false)(handleStatus))
-	route("GET", "/healthz", handleHealthz)
-	route("GET", "/openapi.json", handleOpenAPI)
+	route("GET", "/healthz", http.HandlerFunc(handleHealthz))
+	route("GET", "/openapi.json", http.HandlerFunc(handleOpenAPI))
 	mux.Handle("/", &apiError{status: http.StatusNotFound, detail: "Not Found"})
 	return logRequests(cfg.log, mux)
 }
@@ -76,151 +71,128 @@ func handleMe(w http.ResponseWriter, r *http.Request, u *user) {
 }
 
 func handleItems(w http.ResponseWriter, r *http.Request, u *user) {
-	type item struct {
-		ItemID string `json:"item_id"`
-		Owner  string `json:"owner"`
-	}
-	writeJSON(w, http.StatusOK, []item{{"Foo", u.Username}})
+	writeJSON(w, http.StatusOK, []map[string]string{{"item_id": "Foo", "owner": u.Username}})
 }
 
-func handleStatus(w http.ResponseWriter, r *http.Request, u *user) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+func handleStatus(w http.ResponseWriter, r *http.Request, u *user) { handleHealthz(w, r) }
+func handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, 200, map[string]string{"status": "ok"})
 }
 
-var handleHealthz = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-})
-
-var handleOpenAPI = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func handleOpenAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	io.WriteString(w, openAPIDocument)
-})
-
-// tokenResponse is RFC 6749 §5.1's successful answer.
-type tokenResponse struct {
-	AccessToken string `json:"access_token"`
-	TokenType   string `json:"token_type"`
-	ExpiresIn   int64  `json:"expires_in"`
-	Scope       string `json:"scope,omitempty"`
 }
 
-// handleToken is the password grant (RFC 6749 §4.3). It answers no-store
-// both ways (§5.1), since the body holds a token or says why there is none.
+// handleToken is the password grant (RFC 6749 §4.3), answered no-store
+// (§5.1) whether it holds a token or says why there is none.
 func handleToken(cfg *config) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Pragma", "no-cache")
-		resp, err := issueToken(cfg, w, r)
-		if err != nil {
+		if resp, err := issueToken(cfg, w, r); err != nil {
 			writeError(w, err)
-			return
+		} else {
+			writeJSON(w, http.StatusOK, resp)
 		}
-		writeJSON(w, http.StatusOK, resp)
 	}
 }
 
-// issueToken runs SPEC §3's checks straight down, each refusal an
-// *apiError; no password is hashed until the request is known to be
-// well-formed and the username is not locked out.
-func issueToken(cfg *config, w http.ResponseWriter, r *http.Request) (*tokenResponse, error) {
-	badRequest := func(code, description string) error {
+// issueToken runs SPEC §3's checks in order; no password is hashed before
+// the request is well-formed and its username not locked out. Parameters
+// come from the body only, never the URL (RFC 6749 §3.2).
+func issueToken(cfg *config, w http.ResponseWriter, r *http.Request) (map[string]any, error) {
+	refuse := func(code, description string) error {
 		return &apiError{status: http.StatusBadRequest, code: code, detail: description}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTokenRequestBytes))
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
 		return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: codeInvalidRequest, detail: "Request body over 64 KiB"}
 	} else if err != nil {
-		return nil, badRequest(codeInvalidRequest, "Could not read the request body")
+		return nil, refuse(codeInvalidRequest, "Could not read the request body")
 	}
-	// Parameters come from the body only: the query string is ignored (RFC
-	// 6749 §3.2: credentials never travel in a URL).
 	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mediaType != formContentType {
-		return nil, badRequest(codeInvalidRequest, "Content-Type must be "+formContentType)
-	}
 	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		return nil, badRequest(codeInvalidRequest, "The request body is not valid form encoding")
+	if mediaType != formContentType || err != nil {
+		return nil, refuse(codeInvalidRequest, "The body must be "+formContentType)
 	}
-	// RFC 6749 §3.2: parameters must not be repeated; empty means absent.
 	for _, values := range form {
-		if len(values) > 1 {
-			return nil, badRequest(codeInvalidRequest, "A parameter is sent more than once")
+		if len(values) > 1 { // RFC 6749 §3.2; and an empty value counts as absent
+			return nil, refuse(codeInvalidRequest, "A parameter is sent more than once")
 		}
 	}
 	username, password := form.Get("username"), form.Get("password")
-	if username == "" || password == "" {
-		return nil, badRequest(codeInvalidRequest, "The username and password parameters are required")
+	if username == "" || password == "" || strings.ContainsRune(password, 0) {
+		return nil, refuse(codeInvalidRequest, "username and password are required; a password has no NUL")
 	}
-	if strings.ContainsRune(password, 0) {
-		return nil, badRequest(codeInvalidRequest, "The password must not contain NUL")
-	}
-	// FastAPI: grant_type optional; RFC 6749 §4.3.2 requires it.
+	// FastAPI: grant_type may be left out, though RFC 6749 §4.3.2 requires it.
 	if gt := form.Get("grant_type"); gt != "" && gt != "password" {
-		return nil, badRequest(codeUnsupportedGrant, "Only the password grant type is supported")
+		return nil, refuse(codeUnsupportedGrant, "Only the password grant is supported")
 	}
-	// RFC 6749 §3.3: space-delimited, order of first mention kept, a repeat
-	// granted once. Every name is checked before any password is.
-	var scopes []string
-	for _, s := range strings.Split(form.Get("scope"), " ") {
+	var scopes []string // RFC 6749 §3.3: space-separated; first-mention order, once each
+	for s := range strings.SplitSeq(form.Get("scope"), " ") {
 		if _, defined := scopeDescriptions[s]; s != "" && !defined {
-			return nil, badRequest(codeInvalidScope, "Unknown scope requested")
+			return nil, refuse(codeInvalidScope, "Unknown scope requested")
 		} else if s != "" && !slices.Contains(scopes, s) {
 			scopes = append(scopes, s)
 		}
 	}
 	if wait := cfg.throttle.wait(username, cfg.now()); wait > 0 {
-		return nil, &apiError{status: http.StatusTooManyRequests, code: codeSlowDown,
-			detail: "Too many failed login attempts; try again later", retryAfter: wait}
+		return nil, &apiError{status: http.StatusTooManyRequests, code: codeSlowDown, header: retryAfter(wait),
+			detail: "Too many failed logins for this user; try again later"}
 	}
 	u, found := cfg.users[username]
-	h := cfg.dummyHash
+	h := cfg.dummyHash // for unknown names, so timing does not tell them apart
 	if found {
 		h = u.hash
 	}
-	var matched bool
-	if err := cfg.hashes.do(r.Context().Done(), func() { matched = h.matches(password) && found }); err != nil {
-		return nil, &apiError{status: http.StatusServiceUnavailable, code: codeTemporarilyUnavail,
-			detail: "Too many logins in progress; try again later", retryAfter: time.Second, cause: err}
+	var ok bool
+	if err := cfg.hashes.do(r.Context().Done(), func() { ok = h.matches(password) && found }); err != nil {
+		return nil, &apiError{status: http.StatusServiceUnavailable, code: codeTemporarilyUnavail, cause: err,
+			header: retryAfter(time.Second), detail: "Too many logins in progress; try again later"}
 	}
-	cfg.throttle.record(username, matched, cfg.now())
-	if !matched {
-		return nil, badRequest(codeInvalidGrant, detailIncorrectPassword)
+	cfg.throttle.record(username, ok, cfg.now())
+	if !ok {
+		return nil, refuse(codeInvalidGrant, detailIncorrectPassword)
 	}
-	if u.Disabled { // FastAPI issues the token and refuses it later; we refuse now.
-		return nil, badRequest(codeInvalidGrant, detailInactiveUser)
+	if u.Disabled { // FastAPI issues a token and refuses it later; we refuse now
+		return nil, refuse(codeInvalidGrant, detailInactiveUser)
 	}
-	for _, s := range scopes { // FastAPI grants whatever is asked for.
+	for _, s := range scopes { // FastAPI grants whatever is asked for
 		if !slices.Contains(u.Scopes, s) {
-			return nil, badRequest(codeInvalidScope, "A requested scope is not granted to this user")
+			return nil, refuse(codeInvalidScope, "A requested scope is not granted to this user")
 		}
 	}
-	now := cfg.now()
-	ttl := cfg.tokenTTL.Truncate(time.Second)
+	now, ttl := cfg.now(), cfg.tokenTTL.Truncate(time.Second)
 	token, err := signToken(cfg.keys[0], claims{Subject: username, Scopes: scopes, IssuedAt: now, ExpiresAt: now.Add(ttl)})
 	if err != nil {
 		return nil, err
 	}
-	return &tokenResponse{token, "bearer", int64(ttl / time.Second), strings.Join(scopes, " ")}, nil
+	resp := map[string]any{"access_token": token, "token_type": "bearer", "expires_in": int64(ttl / time.Second)} // RFC 6749 §5.1
+	if len(scopes) > 0 {
+		resp["scope"] = strings.Join(scopes, " ")
+	}
+	return resp, nil
 }
 
-// apiError is an error answer. For /token it carries RFC 6749 §5.2's error
-// code and description; every answer carries FastAPI's detail (the same
-// text as the description), so both kinds of client understand it.
+// retryAfter is a Retry-After field (RFC 9110 §10.2.3), in seconds rounded up.
+func retryAfter(wait time.Duration) http.Header {
+	return http.Header{"Retry-After": {strconv.Itoa(int((wait + time.Second - 1) / time.Second))}}
+}
+
+// apiError is an error answer: FastAPI's detail for every client and, on
+// /token, RFC 6749 §5.2's error and error_description (the same text).
 type apiError struct {
-	status       int
-	code         string        // RFC 6749 §5.2 "error"; /token only
-	detail       string        // FastAPI's "detail" and §5.2 "error_description"
-	authenticate string        // WWW-Authenticate (RFC 6750 §3)
-	allow        string        // Allow, on 405
-	retryAfter   time.Duration // Retry-After, on 429 and 503
-	cause        error         // logged as the reason; never sent
+	status int
+	code   string      // RFC 6749 §5.2 error code; set on /token only
+	detail string      // detail and error_description
+	header http.Header // WWW-Authenticate, Allow or Retry-After
+	cause  error       // logged as the reason; never sent
 }
 
 func (e *apiError) Error() string { return e.detail }
 
-// because returns a copy of e whose logged reason is cause.
+// because returns a copy of e that logs cause as its reason.
 func (e *apiError) because(cause error) *apiError {
 	c := *e
 	c.cause = cause
@@ -230,9 +202,8 @@ func (e *apiError) because(cause error) *apiError {
 // ServeHTTP lets a fixed answer (404, 405) be a route of its own.
 func (e *apiError) ServeHTTP(w http.ResponseWriter, r *http.Request) { writeError(w, e) }
 
-// writeError is the one place errors become answers. An *apiError is
-// answered as it says; anything else is a bug, answered with a bare 500
-// whose cause goes to the log, never to the client.
+// writeError is the one place errors become answers: an *apiError as it
+// says; anything else, a bug, as a bare 500 with its cause only logged.
 func writeError(w http.ResponseWriter, err error) {
 	var e *apiError
 	if !errors.As(err, &e) {
@@ -241,35 +212,23 @@ func writeError(w http.ResponseWriter, err error) {
 	if rec, ok := w.(*statusRecorder); ok && e.cause != nil {
 		rec.reason = e.cause.Error()
 	}
-	h := w.Header()
-	if e.authenticate != "" {
-		h.Set("WWW-Authenticate", e.authenticate)
+	maps.Copy(w.Header(), e.header)
+	body := map[string]string{"detail": e.detail}
+	if e.code != "" {
+		body["error"], body["error_description"] = e.code, e.detail
 	}
-	if e.allow != "" {
-		h.Set("Allow", e.allow)
-	}
-	if e.retryAfter > 0 {
-		h.Set("Retry-After", strconv.FormatInt(int64((e.retryAfter+time.Second-1)/time.Second), 10))
-	}
-	if e.code == "" {
-		writeJSON(w, e.status, map[string]string{"detail": e.detail})
-		return
-	}
-	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": e.detail, "detail": e.detail})
+	writeJSON(w, e.status, body)
 }
 
-// writeJSON sends v as the body, Content-Type set before the status.
+// writeJSON sends v with its Content-Type set before the status line.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		status, body = http.StatusInternalServerError, []byte(`{"detail":"Internal Server Error"}`) // unreachable
-	}
+	body, _ := json.Marshal(v) // cannot fail: only strings, bools and numbers
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(append(body, '\n'))
 }
 
-// statusRecorder remembers what the access log needs of an answer.
+// statusRecorder keeps what the access log needs of an answer.
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
@@ -277,30 +236,17 @@ type statusRecorder struct {
 }
 
 func (s *statusRecorder) WriteHeader(status int) {
-	if s.status == 0 {
-		s.status = status
-	}
+	s.status = status
 	s.ResponseWriter.WriteHeader(status)
 }
 
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// logRequests writes one line per request: method, path (never the query
-// string, which may hold a token or password), status, duration, and why a
-// request was refused. Headers and bodies are never logged.
+// logRequests logs a line per request: method, path (never the query,
+// which may hold secrets), status, duration and why it was refused.
 func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		if rec.status == 0 {
-			rec.status = http.StatusOK // nothing written: net/http sends 200
-		}
 		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", rec.status), slog.Duration("duration", time.Since(start))}
 		if rec.reason != "" {
@@ -310,47 +256,24 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 	})
 }
 
-// openAPIDocument describes the API in OpenAPI 3.1, as FastAPI would serve
-// it, so standard tooling can log in and call the protected endpoints.
-const openAPIDocument = `{
-"openapi": "3.1.0",
-"info": {"title": "scopeguard", "version": "1.0.0", "description": "OAuth2 password grant with scope-checked endpoints."},
+// openAPIDocument describes the API in OpenAPI 3.1 for Swagger UI and
+// client generators, as FastAPI's /openapi.json does.
+const openAPIDocument = `{"openapi": "3.1.0", "info": {"title": "scopeguard", "version": "1.0.0"},
 "paths": {
- "/token": {"post": {"summary": "Log in with the password grant (RFC 6749 §4.3)", "operationId": "token",
-  "requestBody": {"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/TokenRequest"}}}},
-  "responses": {"200": {"description": "A bearer token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Token"}}}},
-   "400": {"$ref": "#/components/responses/OAuthError"}, "413": {"$ref": "#/components/responses/OAuthError"},
-   "429": {"$ref": "#/components/responses/OAuthError"}, "503": {"$ref": "#/components/responses/OAuthError"}}}},
- "/users/me/": {"get": {"summary": "The current user", "operationId": "me", "security": [{"OAuth2PasswordBearer": ["me"]}],
-  "responses": {"200": {"description": "The user", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/User"}}}},
-   "400": {"$ref": "#/components/responses/Detail"}, "401": {"$ref": "#/components/responses/Detail"}, "403": {"$ref": "#/components/responses/Detail"}}}},
- "/users/me/items/": {"get": {"summary": "The current user's items", "operationId": "items", "security": [{"OAuth2PasswordBearer": ["me", "items"]}],
-  "responses": {"200": {"description": "The items", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}}},
-   "400": {"$ref": "#/components/responses/Detail"}, "401": {"$ref": "#/components/responses/Detail"}, "403": {"$ref": "#/components/responses/Detail"}}}},
- "/status/": {"get": {"summary": "Check a token", "operationId": "status", "security": [{"OAuth2PasswordBearer": []}],
-  "responses": {"200": {"$ref": "#/components/responses/Status"}, "401": {"$ref": "#/components/responses/Detail"}}}},
- "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "responses": {"200": {"$ref": "#/components/responses/Status"}}}}
-},
-"components": {
- "securitySchemes": {"OAuth2PasswordBearer": {"type": "oauth2", "flows": {"password": {"tokenUrl": "token",
-  "scopes": {"me": "Read information about the current user.", "items": "Read items."}}}}},
- "responses": {
-  "Detail": {"description": "An error", "content": {"application/json": {"schema": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}}}},
-  "OAuthError": {"description": "An RFC 6749 §5.2 error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}},
-  "Status": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"const": "ok"}}}}}}},
- "schemas": {
-  "TokenRequest": {"type": "object", "required": ["username", "password"], "properties": {
+ "/token": {"post": {"summary": "Log in with the OAuth2 password grant", "requestBody": {"required": true, "content": {
+  "application/x-www-form-urlencoded": {"schema": {"type": "object", "required": ["username", "password"], "properties": {
    "grant_type": {"const": "password"}, "username": {"type": "string"}, "password": {"type": "string", "format": "password"},
-   "scope": {"type": "string", "description": "Space-separated scopes: me, items"},
-   "client_id": {"type": "string"}, "client_secret": {"type": "string", "format": "password"}}},
-  "Token": {"type": "object", "required": ["access_token", "token_type", "expires_in"], "properties": {
-   "access_token": {"type": "string"}, "token_type": {"const": "bearer"}, "expires_in": {"type": "integer"}, "scope": {"type": "string"}}},
-  "OAuthError": {"type": "object", "required": ["error", "error_description", "detail"], "properties": {
-   "error": {"type": "string"}, "error_description": {"type": "string"}, "detail": {"type": "string"}}},
-  "User": {"type": "object", "required": ["username", "email", "full_name", "disabled"], "properties": {
-   "username": {"type": "string"}, "email": {"type": ["string", "null"]}, "full_name": {"type": ["string", "null"]}, "disabled": {"type": "boolean"}}},
-  "Item": {"type": "object", "required": ["item_id", "owner"], "properties": {"item_id": {"type": "string"}, "owner": {"type": "string"}}}
- }
-}
-}
+   "scope": {"type": "string", "description": "space-separated: me, items"}}}}}},
+  "responses": {"200": {"description": "A bearer token", "content": {"application/json": {"schema": {"type": "object", "properties": {
+   "access_token": {"type": "string"}, "token_type": {"const": "bearer"}, "expires_in": {"type": "integer"}, "scope": {"type": "string"}}}}}},
+   "400": {"$ref": "#/components/responses/Error"}, "429": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
+ "/users/me/": {"get": {"summary": "The current user", "security": [{"OAuth2PasswordBearer": ["me"]}], "responses": {
+  "200": {"description": "username, email, full_name, disabled"}, "401": {"$ref": "#/components/responses/Error"}}}},
+ "/users/me/items/": {"get": {"summary": "The current user's items", "security": [{"OAuth2PasswordBearer": ["me", "items"]}], "responses": {
+  "200": {"description": "A list of item_id and owner"}, "401": {"$ref": "#/components/responses/Error"}}}},
+ "/status/": {"get": {"summary": "Check a token", "security": [{"OAuth2PasswordBearer": []}], "responses": {"200": {"description": "Valid"}}}},
+ "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Serving"}}}}},
+"components": {"securitySchemes": {"OAuth2PasswordBearer": {"type": "oauth2", "flows": {"password": {"tokenUrl": "token",
+  "scopes": {"me": "Read information about the current user.", "items": "Read items."}}}}},
+ "responses": {"Error": {"description": "detail; on /token also error and error_description (RFC 6749 §5.2)"}}}}
 `

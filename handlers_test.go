@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"maps"
 	"net/http"
@@ -128,7 +129,7 @@ func TestTokenSuccess(t *testing.T) {
 			if !c.ExpiresAt.Equal(testStart.Add(30*time.Minute)) || !c.IssuedAt.Equal(testStart) {
 				t.Errorf("iat %v exp %v", c.IssuedAt, c.ExpiresAt)
 			}
-			payload, _ := decodeSegment(strings.Split(token, ".")[1])
+			payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[1])
 			if strings.Contains(string(payload), `"scope"`) != hasScope {
 				t.Errorf("payload %s: scope claim should be there only when granted", payload)
 			}

@@ -315,7 +315,7 @@ func FuzzParseClaims(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		c, err := parseClaims(payload)
+		c, err := parseClaims(base64.RawURLEncoding.EncodeToString(payload))
 		if err != nil {
 			return
 		}
