@@ -58,8 +58,8 @@ func parseUsers(data []byte) (map[string]*user, error) {
 	}
 	users := make(map[string]*user, len(list))
 	for i, u := range list {
-		if u == nil || u.Username == "" {
-			return nil, fmt.Errorf("user #%d: username is required", i+1)
+		if u == nil || u.Username == "" || len(u.Username) > 256 { // so that tokens stay small
+			return nil, fmt.Errorf("user #%d: username is required, at most 256 bytes", i+1)
 		}
 		if users[u.Username] != nil {
 			return nil, fmt.Errorf("user %q: listed twice", u.Username)
@@ -270,7 +270,7 @@ func requireScopes(cfg *config, active bool, required ...string) func(userHandle
 			token, err := bearerToken(r)
 			var c claims
 			if err == nil && token != "" {
-				c, err = cfg.verify(token)
+				c, err = cfg.tokens.verify(token, cfg.keys, cfg.now())
 			}
 			u := cfg.users[c.Subject]
 			switch {

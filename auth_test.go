@@ -77,6 +77,7 @@ func TestParseUsersRejects(t *testing.T) {
 		{"unknown field", `[{"username":"bob","hashed_password":` + hash + `,"admin":true}]`, `unknown field "admin"`},
 		{"no username", `[{"hashed_password":` + hash + `}]`, "user #1: username is required"},
 		{"null user", `[null]`, "user #1: username is required"},
+		{"username over 256 bytes", `[{"username":"` + strings.Repeat("x", 257) + `","hashed_password":` + hash + `}]`, "user #1: username is required, at most 256 bytes"},
 		{"no hash", `[{"username":"bob"}]`, `user "bob": hashed_password`},
 		{"malformed hash", `[{"username":"bob","hashed_password":"secret"}]`, `user "bob": hashed_password`},
 		{"rounds too low", `[{"username":"bob","hashed_password":` + strings.Replace(hash, "$1000$", "$999$", 1) + `}]`, `user "bob": hashed_password: rounds 999`},

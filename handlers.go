@@ -111,9 +111,9 @@ func issueToken(cfg *config, w http.ResponseWriter, r *http.Request) (map[string
 	} else if err != nil {
 		return nil, refuse(codeInvalidRequest, "Could not read the request body")
 	}
-	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mediaType, _, typeErr := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	form, err := url.ParseQuery(string(body))
-	if mediaType != formContentType || err != nil {
+	if mediaType != formContentType || typeErr != nil || err != nil {
 		return nil, refuse(codeInvalidRequest, "The body must be "+formContentType)
 	}
 	for _, values := range form {

@@ -108,7 +108,6 @@ func newTestEnv(t testing.TB) *testEnv {
 		cfg: &config{
 			tokenTTL:  30 * time.Minute,
 			keys:      []*hmacKey{newHMACKey([]byte(testKey))},
-			tokens:    newTokenCache(),
 			users:     users,
 			dummyHash: dummyHash(users),
 			hashes:    newHashPool(2, 4),

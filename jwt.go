@@ -24,7 +24,6 @@ import (
 
 const (
 	maxTokenBytes = 8 << 10                                // bounds a token's work; we never mint one longer
-	maxMembers    = 64                                     // bounds a header's or claim set's members
 	jwtHeader     = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" // {"alg":"HS256","typ":"JWT"}: no parsing needed
 )
 
@@ -101,20 +100,20 @@ func signToken(key *hmacKey, c claims) (string, error) {
 }
 
 // verifyToken checks token under keys (the signing key, then a retired one)
-// and returns its claims if valid at now. RFC 8725's order: the algorithm
-// is pinned to HS256 (§3.1) and a crit header refused (RFC 7515 §4.1.11:
-// we implement no extensions); the MAC is compared in constant time before
-// the payload is decoded; only then are claims read. No header member
-// (kid, jku, jwk, x5u, x5c) selects or fetches a key.
+// and returns its claims if valid at now. Nothing is parsed before the MAC
+// is checked, in constant time, as HS256 whatever the header says (RFC
+// 8725 §3.1); then the header must say alg HS256 and have no crit (RFC
+// 7515 §4.1.11: we implement no extensions). No member (kid, jku, jwk,
+// x5u, x5c) ever selects or fetches a key.
 func verifyToken(token string, keys []*hmacKey, now time.Time) (claims, error) {
-	if len(token) > maxTokenBytes {
-		return claims{}, fmt.Errorf("over %d bytes: %w", maxTokenBytes, errTokenMalformed)
-	}
 	// strings.Cut, never Split: many dots cost nothing (CVE-2025-30204).
 	header, rest, ok1 := strings.Cut(token, ".")
 	payload, sig, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 || strings.Contains(sig, ".") {
-		return claims{}, fmt.Errorf("not three segments: %w", errTokenMalformed)
+	switch {
+	case len(token) > maxTokenBytes || !ok1 || !ok2 || strings.Contains(sig, "."):
+		return claims{}, fmt.Errorf("over 8 KiB or not three segments: %w", errTokenMalformed)
+	case !macMatches([]byte(token[:len(header)+1+len(payload)]), sig, keys):
+		return claims{}, errTokenSignature
 	}
 	if header != jwtHeader {
 		h, err := decodeObject(header, "alg", "crit")
@@ -124,9 +123,6 @@ func verifyToken(token string, keys []*hmacKey, now time.Time) (claims, error) {
 		if alg, ok := jsonString(h[0]); !ok || alg != "HS256" || h[1] != nil {
 			return claims{}, errTokenAlgorithm
 		}
-	}
-	if !macMatches([]byte(token[:len(header)+1+len(payload)]), sig, keys) {
-		return claims{}, errTokenSignature
 	}
 	c, err := parseClaims(payload)
 	if err == nil {
@@ -152,48 +148,43 @@ func macMatches(signingInput []byte, sig string, keys []*hmacKey) bool {
 
 // parseClaims reads claims by exact name, each of one JSON type: sub a
 // non-empty string; exp (required), nbf and iat numbers (a numeric string,
-// null or bool is no NumericDate, RFC 7519 §2); "scope" a space-separated
-// string or, as the FastAPI example mints, "scopes" a list; never both.
+// null or bool is no NumericDate, RFC 7519 §2); scopes as jsonScopes says.
 func parseClaims(segment string) (claims, error) {
 	m, err := decodeObject(segment, "sub", "exp", "nbf", "iat", "scope", "scopes")
 	if err != nil {
 		return claims{}, fmt.Errorf("payload: %w", err)
 	}
-	bad := func(what string) (claims, error) { return claims{}, fmt.Errorf("%s: %w", what, errTokenClaims) }
 	var c claims
-	var ok bool
-	if c.Subject, ok = jsonString(m[0]); !ok || c.Subject == "" {
-		return bad("sub is not a non-empty string")
-	}
-	if m[1] == nil {
-		return bad("no exp")
-	}
-	for i, t := range []*time.Time{&c.ExpiresAt, &c.NotBefore, &c.IssuedAt} {
-		if m[1+i] != nil {
-			if *t, ok = jsonTime(m[1+i]); !ok {
-				return bad("exp, nbf or iat is not a number")
-			}
-		}
-	}
-	switch scope, list := m[4], m[5]; {
-	case scope != nil && list != nil:
-		return bad("both scope and scopes")
-	case scope != nil:
-		s, ok := jsonString(scope)
-		if !ok {
-			return bad("scope is not a string")
-		}
-		c.Scopes = strings.Fields(s)
-	case list != nil:
-		var items []*string
-		if list[0] != '[' || json.Unmarshal(list, &items) != nil || slices.Contains(items, nil) {
-			return bad("scopes is not a list of strings")
-		}
-		for _, s := range items {
-			c.Scopes = append(c.Scopes, *s)
-		}
+	var ok [5]bool
+	c.Subject, ok[0] = jsonString(m[0])
+	c.ExpiresAt, ok[1] = jsonTime(m[1])
+	c.NotBefore, ok[2] = jsonTime(m[2])
+	c.IssuedAt, ok[3] = jsonTime(m[3])
+	c.Scopes, ok[4] = jsonScopes(m[4], m[5])
+	if c.Subject == "" || m[1] == nil || slices.Contains(ok[:], false) {
+		return claims{}, fmt.Errorf("sub, exp, nbf, iat or scope missing or mistyped: %w", errTokenClaims)
 	}
 	return c, nil
+}
+
+// jsonScopes reads "scope", a space-separated string (RFC 8693 §4.2), or
+// "scopes", a list of strings as the FastAPI example mints; never both.
+func jsonScopes(scope, list []byte) ([]string, bool) {
+	var items []*string
+	switch {
+	case scope != nil && list != nil:
+		return nil, false
+	case scope != nil:
+		s, ok := jsonString(scope)
+		return strings.Fields(s), ok
+	case list != nil && (list[0] != '[' || json.Unmarshal(list, &items) != nil || slices.Contains(items, nil)):
+		return nil, false
+	}
+	scopes := make([]string, len(items))
+	for i, s := range items {
+		scopes[i] = *s
+	}
+	return scopes, true
 }
 
 // decodeObject reads the JSON object in a segment of canonical base64url
@@ -216,29 +207,28 @@ func readObject(data []byte, want ...string) ([][]byte, error) {
 		return nil, fmt.Errorf("not a JSON object: %w", errTokenMalformed)
 	}
 	values := make([][]byte, len(want))
-	var names [maxMembers][]byte
-	for n, i := 0, skip(data, 0, space+"{"); data[i] != '}'; n++ { // i: at a member's name
-		if n == maxMembers {
-			return nil, fmt.Errorf("over %d members: %w", maxMembers, errTokenMalformed)
-		}
+	names := make([][]byte, 0, 8)
+	for i := skip(data, 0, space+"{"); data[i] != '}'; i = skip(data, i, space+",") { // i: at a name
 		end := valueEnd(data, i)
-		if names[n] = data[i+1 : end-1]; !plainString(names[n]) {
+		name := data[i+1 : end-1]
+		if !plainString(name) {
 			s, _ := jsonString(data[i:end])
-			names[n] = []byte(s)
+			name = []byte(s)
 		}
-		for _, seen := range names[:n] {
-			if bytes.Equal(names[n], seen) {
+		for _, seen := range names { // quadratic, but only MAC-checked objects get here
+			if bytes.Equal(name, seen) {
 				return nil, fmt.Errorf("repeated member: %w", errTokenMalformed)
 			}
 		}
+		names = append(names, name)
 		i = skip(data, end, space+":")
 		end = valueEnd(data, i)
 		for j, w := range want {
-			if string(names[n]) == w {
+			if string(name) == w {
 				values[j] = data[i:end]
 			}
 		}
-		i = skip(data, end, space+",")
+		i = end
 	}
 	return values, nil
 }
@@ -295,8 +285,11 @@ func plainString(b []byte) bool { return bytes.IndexByte(b, '\\') < 0 && utf8.Va
 
 // jsonTime reads a NumericDate: a JSON number of seconds since the epoch,
 // fractions allowed, clamped to ±2^40 s (35,000 years) so it fits a time.
+// An absent one (nil) is the zero time.
 func jsonTime(raw []byte) (time.Time, bool) {
-	if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+	if raw == nil {
+		return time.Time{}, true
+	} else if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
 		return time.Time{}, false
 	}
 	f, err := strconv.ParseFloat(string(raw), 64)
@@ -317,8 +310,6 @@ type tokenCache struct {
 
 const maxCachedTokens = 4096
 
-func newTokenCache() *tokenCache { return &tokenCache{claims: make(map[string]claims)} }
-
 // verify is verifyToken, remembered.
 func (tc *tokenCache) verify(token string, keys []*hmacKey, now time.Time) (claims, error) {
 	tc.mu.RLock()
@@ -330,8 +321,8 @@ func (tc *tokenCache) verify(token string, keys []*hmacKey, now time.Time) (clai
 	c, err := verifyToken(token, keys, now)
 	if err == nil && len(token) <= 1<<10 {
 		tc.mu.Lock()
-		if len(tc.claims) >= maxCachedTokens {
-			clear(tc.claims) // simpler than LRU; refilling costs one full check per token
+		if tc.claims == nil || len(tc.claims) >= maxCachedTokens {
+			tc.claims = make(map[string]claims) // simpler than LRU; refilling costs a check per token
 		}
 		tc.claims[strings.Clone(token)] = c
 		tc.mu.Unlock()

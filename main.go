@@ -28,18 +28,13 @@ type config struct {
 	addr, tlsCert, tlsKey string
 	tokenTTL              time.Duration
 	keys                  []*hmacKey // the signing key, then a retired one
-	tokens                *tokenCache
+	tokens                tokenCache // verified tokens, remembered
 	users                 map[string]*user
 	dummyHash             passwordHash // checked for unknown usernames
 	hashes                *hashPool
 	throttle              *throttle
 	now                   func() time.Time
 	log                   *slog.Logger
-}
-
-// verify checks a bearer token with the configured keys and clock.
-func (cfg *config) verify(token string) (claims, error) {
-	return cfg.tokens.verify(token, cfg.keys, cfg.now())
 }
 
 func main() {
@@ -84,15 +79,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	if !ln.Addr().(*net.TCPAddr).IP.IsLoopback() && srv.TLSConfig == nil {
 		log.Warn("listening beyond loopback without TLS: passwords and tokens cross the network in clear")
+	} else if srv.TLSConfig != nil {
+		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "tls", srv.TLSConfig != nil)
 	served := make(chan error, 1)
-	go func() {
-		if srv.TLSConfig != nil {
-			ln = tls.NewListener(ln, srv.TLSConfig)
-		}
-		served <- srv.Serve(ln)
-	}()
+	go func() { served <- srv.Serve(ln) }()
 	select {
 	case err := <-served:
 		return err
@@ -111,7 +103,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 func newConfig(args []string, getenv func(string) string, stdout io.Writer, log *slog.Logger) (*config, error) {
 	fs := flag.NewFlagSet("scopeguard", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // an error is returned, not printed with the usage
-	cfg := &config{now: time.Now, log: log, tokens: newTokenCache(), throttle: newThrottle()}
+	cfg := &config{now: time.Now, log: log, throttle: newThrottle()}
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8000", "listen on `host:port`")
 	usersFile := fs.String("users", "", "users `file` (JSON); default: the built-in demo users")
 	fs.DurationVar(&cfg.tokenTTL, "token-ttl", 30*time.Minute, "token lifetime, 1s to 24h")
