@@ -76,7 +76,9 @@ func handleItems(w http.ResponseWriter, r *http.Request, u *user) {
 
 func handleStatus(w http.ResponseWriter, r *http.Request, u *user) { handleHealthz(w, r) }
 func handleHealthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, 200, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, struct {
+		Status string `json:"status"`
+	}{"ok"})
 }
 
 func handleOpenAPI(w http.ResponseWriter, r *http.Request) {
