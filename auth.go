@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -26,19 +27,24 @@ var scopeDescriptions = map[string]string{
 	scopeItems: "Read items.",
 }
 
-// user is one account, as the users file spells it.
+// user is one account, as the users file spells it; its profile is what
+// GET /users/me/ shows.
 type user struct {
-	Username       string   `json:"username"`
-	FullName       *string  `json:"full_name"`
-	Email          *string  `json:"email"`
+	profile
 	HashedPassword string   `json:"hashed_password"`
-	Disabled       bool     `json:"disabled"`
 	Scopes         []string `json:"scopes"` // what the user may be granted
 	hash           passwordHash
 }
 
-// demoUsers are the FastAPI example's accounts, johndoe/secret and
-// alice/secret2 (disabled), hashed by passlib 1.7.4 at the default cost.
+type profile struct {
+	Username string  `json:"username"`
+	Email    *string `json:"email"`
+	FullName *string `json:"full_name"`
+	Disabled bool    `json:"disabled"`
+}
+
+// demoUsers are the FastAPI example's johndoe/secret and alice/secret2
+// (disabled), hashed by passlib 1.7.4 at the default cost.
 const demoUsers = `[
 {"username": "johndoe", "full_name": "John Doe", "email": "johndoe@example.com", "scopes": ["me", "items"],
  "hashed_password": "$pbkdf2-sha256$600000$DuE8R8hZK0VIqRUiJGSsVQ$gB9/5.oXgxEYu9eahDDA.MSvT4ANpiVhjePb01lUc4Y"},
@@ -142,9 +148,8 @@ func dummyHash(users map[string]*user) passwordHash {
 	return passwordHash{rounds, make([]byte, saltBytes), make([]byte, sha256.Size)}
 }
 
-// hashPool bounds password hashing: at most cap(running) hashes at once
-// and cap(admitted) logins hashing or queued, so a login flood neither
-// takes every core from the protected endpoints nor queues without end.
+// hashPool bounds hashing to cap(running) at once and cap(admitted) running
+// or queued, so a login flood neither starves token checks nor queues forever.
 type hashPool struct{ admitted, running chan struct{} }
 
 func newHashPool(workers, queue int) *hashPool {
@@ -180,8 +185,8 @@ const (
 	maxThrottled = 10_000 // names tracked at once
 )
 
-// throttle counts failed logins per username, known or not, keyed by
-// SHA-256 so memory is bounded however long the names are.
+// throttle counts each name's consecutive failed logins, known name or
+// not, keyed by SHA-256 so that long names cost no memory.
 type throttle struct {
 	mu      sync.Mutex
 	entries map[[sha256.Size]byte]throttleEntry
@@ -216,19 +221,14 @@ func (t *throttle) record(name string, ok bool, now time.Time) {
 		return
 	}
 	if !known && len(t.entries) >= maxThrottled {
-		for k, old := range t.entries {
-			if !now.Before(old.lockedUntil) {
-				delete(t.entries, k)
-			}
-		}
-		if len(t.entries) >= maxThrottled {
-			return
-		}
+		maps.DeleteFunc(t.entries, func(_ [sha256.Size]byte, old throttleEntry) bool { return !now.Before(old.lockedUntil) })
 	}
-	if e.failures++; e.failures >= lockAfter {
-		e.lockedUntil = now.Add(min(maxLock, firstLock<<min(e.failures-lockAfter, 20)))
+	if known || len(t.entries) < maxThrottled {
+		if e.failures++; e.failures >= lockAfter {
+			e.lockedUntil = now.Add(min(maxLock, firstLock<<min(e.failures-lockAfter, 20)))
+		}
+		t.entries[key] = e
 	}
-	t.entries[key] = e
 }
 
 // bearerToken returns the token of the one Authorization field (RFC 6750
@@ -248,7 +248,7 @@ func bearerToken(r *http.Request) (string, error) {
 
 var errUnknownUser = errors.New("token: no such user")
 
-// userHandler serves a request whose token and scopes have been checked.
+// userHandler serves a request that passed requireScopes, for its user.
 type userHandler func(w http.ResponseWriter, r *http.Request, u *user)
 
 // requireScopes guards an endpoint with SPEC §4's checks, in order: bearer

@@ -17,9 +17,7 @@ func BenchmarkSignToken(b *testing.B) {
 	c := claims{Subject: "johndoe", Scopes: []string{"me", "items"}, IssuedAt: testStart, ExpiresAt: testStart.Add(time.Hour)}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := signToken(key, c); err != nil {
-			b.Fatal(err)
-		}
+		signToken(key, c)
 	}
 }
 

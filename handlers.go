@@ -62,12 +62,7 @@ func newHandler(cfg *config) http.Handler {
 }
 
 func handleMe(w http.ResponseWriter, r *http.Request, u *user) {
-	writeJSON(w, http.StatusOK, struct {
-		Username string  `json:"username"`
-		Email    *string `json:"email"`
-		FullName *string `json:"full_name"`
-		Disabled bool    `json:"disabled"`
-	}{u.Username, u.Email, u.FullName, u.Disabled})
+	writeJSON(w, http.StatusOK, u.profile)
 }
 
 func handleItems(w http.ResponseWriter, r *http.Request, u *user) {
@@ -86,8 +81,7 @@ func handleOpenAPI(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, openAPIDocument)
 }
 
-// handleToken is the password grant (RFC 6749 §4.3), answered no-store
-// (§5.1) whether it holds a token or says why there is none.
+// handleToken is the password grant (RFC 6749 §4.3), answered no-store (§5.1).
 func handleToken(cfg *config) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -107,15 +101,13 @@ func issueToken(cfg *config, w http.ResponseWriter, r *http.Request) (map[string
 	refuse := func(code, description string) error {
 		return &apiError{status: http.StatusBadRequest, code: code, detail: description}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
-	if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if tooLarge := (*http.MaxBytesError)(nil); errors.As(readErr, &tooLarge) {
 		return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: codeInvalidRequest, detail: "Request body over 64 KiB"}
-	} else if err != nil {
-		return nil, refuse(codeInvalidRequest, "Could not read the request body")
 	}
 	mediaType, _, typeErr := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	form, err := url.ParseQuery(string(body))
-	if mediaType != formContentType || typeErr != nil || err != nil {
+	if readErr != nil || typeErr != nil || err != nil || mediaType != formContentType {
 		return nil, refuse(codeInvalidRequest, "The body must be "+formContentType)
 	}
 	for _, values := range form {
@@ -166,10 +158,7 @@ func issueToken(cfg *config, w http.ResponseWriter, r *http.Request) (map[string
 		}
 	}
 	now, ttl := cfg.now(), cfg.tokenTTL.Truncate(time.Second)
-	token, err := signToken(cfg.keys[0], claims{Subject: username, Scopes: scopes, IssuedAt: now, ExpiresAt: now.Add(ttl)})
-	if err != nil {
-		return nil, err
-	}
+	token := signToken(cfg.keys[0], claims{Subject: username, Scopes: scopes, IssuedAt: now, ExpiresAt: now.Add(ttl)})
 	resp := map[string]any{"access_token": token, "token_type": "bearer", "expires_in": int64(ttl / time.Second)} // RFC 6749 §5.1
 	if len(scopes) > 0 {
 		resp["scope"] = strings.Join(scopes, " ")
@@ -182,8 +171,8 @@ func retryAfter(wait time.Duration) http.Header {
 	return http.Header{"Retry-After": {strconv.Itoa(int((wait + time.Second - 1) / time.Second))}}
 }
 
-// apiError is an error answer: FastAPI's detail for every client and, on
-// /token, RFC 6749 §5.2's error and error_description (the same text).
+// apiError is an error answer: FastAPI's detail and, on /token, RFC 6749
+// §5.2's error and error_description (the same text).
 type apiError struct {
 	status int
 	code   string      // RFC 6749 §5.2 error code; set on /token only

@@ -1,8 +1,7 @@
 package main
 
-// HS256 JWTs (RFC 7519, RFC 7515 compact form) with crypto/hmac. No HTTP,
-// users or scope table here: claims become a token and back, and a token
-// that is not exactly what an honest signer makes is refused.
+// HS256 JWTs (RFC 7519, RFC 7515 compact form) with crypto/hmac; no HTTP,
+// users or scopes here. A token not exactly as an honest signer makes it is refused.
 
 import (
 	"bytes"
@@ -27,8 +26,7 @@ const (
 	jwtHeader     = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" // {"alg":"HS256","typ":"JWT"}: no parsing needed
 )
 
-// Why a token was refused: logged, never shown. Clients all get the same
-// 401 invalid_token (RFC 6750 §3.1).
+// Why a token was refused: logged, never shown (clients get one 401).
 var (
 	errTokenMalformed   = errors.New("token: malformed")
 	errTokenAlgorithm   = errors.New("token: algorithm or crit not accepted")
@@ -39,11 +37,10 @@ var (
 )
 
 // b64 is base64url without padding (RFC 7515 §2); Strict refuses non-zero
-// unused bits but skips CR and LF, which decodeObject refuses.
+// unused bits but skips CR and LF, which readObject refuses.
 var b64 = base64.RawURLEncoding.Strict()
 
-// claims are what a token says: who (RFC 7519 §4.1.2), which scopes, and
-// when it is valid (§4.1.4-6).
+// claims: who (RFC 7519 §4.1.2), which scopes, and when (§4.1.4-6).
 type claims struct {
 	Subject                        string
 	Scopes                         []string
@@ -61,8 +58,8 @@ func (c *claims) validAt(now time.Time) error {
 	return nil
 }
 
-// hmacKey is one HS256 key. hmac.New costs allocations and two blocks of
-// key setup; pooled states skip both, one per goroutine at a time.
+// hmacKey is an HS256 key whose HMAC states are pooled: hmac.New costs
+// allocations and two blocks of key setup, and a state serves one goroutine.
 type hmacKey struct{ states sync.Pool }
 
 func newHMACKey(secret []byte) *hmacKey {
@@ -82,8 +79,9 @@ func (k *hmacKey) sum(dst, data []byte) []byte {
 }
 
 // signToken returns c as a compact JWS (RFC 7515 §7.1). Scopes go in the
-// space-separated "scope" claim (RFC 8693 §4.2), left out when empty.
-func signToken(key *hmacKey, c claims) (string, error) {
+// space-separated "scope" claim (RFC 8693 §4.2), left out when empty. A
+// subject of at most 256 bytes (as users files allow) keeps it under 8 KiB.
+func signToken(key *hmacKey, c claims) string {
 	payload, _ := json.Marshal(struct { // cannot fail: strings and integers
 		Sub   string `json:"sub"`
 		Scope string `json:"scope,omitempty"`
@@ -92,11 +90,7 @@ func signToken(key *hmacKey, c claims) (string, error) {
 	}{c.Subject, strings.Join(c.Scopes, " "), c.IssuedAt.Unix(), c.ExpiresAt.Unix()})
 	buf := b64.AppendEncode([]byte(jwtHeader+"."), payload)
 	var mac [sha256.Size]byte
-	buf = b64.AppendEncode(append(buf, '.'), key.sum(mac[:0], buf))
-	if len(buf) > maxTokenBytes {
-		return "", fmt.Errorf("token of %d bytes is over %d", len(buf), maxTokenBytes)
-	}
-	return string(buf), nil
+	return string(b64.AppendEncode(append(buf, '.'), key.sum(mac[:0], buf)))
 }
 
 // verifyToken checks token under keys (the signing key, then a retired one)
@@ -116,7 +110,7 @@ func verifyToken(token string, keys []*hmacKey, now time.Time) (claims, error) {
 		return claims{}, errTokenSignature
 	}
 	if header != jwtHeader {
-		h, err := decodeObject(header, "alg", "crit")
+		h, err := readObject(header, "alg", "crit")
 		if err != nil {
 			return claims{}, fmt.Errorf("header: %w", err)
 		}
@@ -132,8 +126,7 @@ func verifyToken(token string, keys []*hmacKey, now time.Time) (claims, error) {
 }
 
 // macMatches reports whether sig is the HMAC of signingInput under one of
-// keys. Comparing with the canonical encoding also refuses every other
-// spelling of the same bytes (padding, non-zero unused bits, '+', '/').
+// keys, as canonical base64url: other spellings of the same bytes fail.
 func macMatches(signingInput []byte, sig string, keys []*hmacKey) bool {
 	var mac [sha256.Size]byte
 	var want [43]byte // the unpadded base64 of 32 bytes
@@ -150,7 +143,7 @@ func macMatches(signingInput []byte, sig string, keys []*hmacKey) bool {
 // non-empty string; exp (required), nbf and iat numbers (a numeric string,
 // null or bool is no NumericDate, RFC 7519 §2); scopes as jsonScopes says.
 func parseClaims(segment string) (claims, error) {
-	m, err := decodeObject(segment, "sub", "exp", "nbf", "iat", "scope", "scopes")
+	m, err := readObject(segment, "sub", "exp", "nbf", "iat", "scope", "scopes")
 	if err != nil {
 		return claims{}, fmt.Errorf("payload: %w", err)
 	}
@@ -168,47 +161,34 @@ func parseClaims(segment string) (claims, error) {
 }
 
 // jsonScopes reads "scope", a space-separated string (RFC 8693 §4.2), or
-// "scopes", a list of strings as the FastAPI example mints; never both.
-func jsonScopes(scope, list []byte) ([]string, bool) {
-	var items []*string
-	switch {
-	case scope != nil && list != nil:
-		return nil, false
-	case scope != nil:
+// "scopes", a list of non-empty strings as the FastAPI example mints
+// (null reads as "", so it is refused too); never both.
+func jsonScopes(scope, list []byte) (scopes []string, ok bool) {
+	if scope != nil {
 		s, ok := jsonString(scope)
-		return strings.Fields(s), ok
-	case list != nil && (list[0] != '[' || json.Unmarshal(list, &items) != nil || slices.Contains(items, nil)):
-		return nil, false
+		return strings.Fields(s), ok && list == nil
 	}
-	scopes := make([]string, len(items))
-	for i, s := range items {
-		scopes[i] = *s
-	}
-	return scopes, true
+	ok = list == nil || list[0] == '[' && json.Unmarshal(list, &scopes) == nil && !slices.Contains(scopes, "")
+	return scopes, ok
 }
 
-// decodeObject reads the JSON object in a segment of canonical base64url
-// (RFC 4648 §5: no padding or white space, unused bits zero).
-func decodeObject(segment string, want ...string) ([][]byte, error) {
+// readObject decodes a segment of canonical base64url (RFC 4648 §5: no
+// padding or white space, unused bits zero) holding one JSON object, and
+// returns the raw values of the members named in want, by exact name (nil
+// if absent). A repeated name refuses it: RFC 7519 §4 allows taking the
+// last, but parsers that disagree about a token are how tokens get forged.
+func readObject(segment string, want ...string) ([][]byte, error) {
 	data, err := b64.DecodeString(segment)
 	if err != nil || strings.ContainsAny(segment, "\r\n") {
 		return nil, fmt.Errorf("not canonical base64url: %w", errTokenMalformed)
 	}
-	return readObject(data, want...)
-}
-
-// readObject parses one JSON object and returns the raw values of the
-// members named in want, by exact name (nil if absent). A repeated name
-// refuses it: RFC 7519 §4 allows taking the last, but parsers that
-// disagree about a token are how tokens get forged.
-func readObject(data []byte, want ...string) ([][]byte, error) {
 	const space = " \t\n\r" // RFC 8259 §2
-	if !json.Valid(data) || data[skip(data, 0, space)] != '{' {
+	skip := func(i int, chars string) int { return len(data) - len(bytes.TrimLeft(data[i:], chars)) }
+	if !json.Valid(data) || data[skip(0, space)] != '{' {
 		return nil, fmt.Errorf("not a JSON object: %w", errTokenMalformed)
 	}
-	values := make([][]byte, len(want))
-	names := make([][]byte, 0, 8)
-	for i := skip(data, 0, space+"{"); data[i] != '}'; i = skip(data, i, space+",") { // i: at a name
+	values, names := make([][]byte, len(want)), make([][]byte, 0, 8)
+	for i := skip(0, space+"{"); data[i] != '}'; i = skip(i, space+",") { // i: at a name
 		end := valueEnd(data, i)
 		name := data[i+1 : end-1]
 		if !plainString(name) {
@@ -221,7 +201,7 @@ func readObject(data []byte, want ...string) ([][]byte, error) {
 			}
 		}
 		names = append(names, name)
-		i = skip(data, end, space+":")
+		i = skip(end, space+":")
 		end = valueEnd(data, i)
 		for j, w := range want {
 			if string(name) == w {
@@ -231,14 +211,6 @@ func readObject(data []byte, want ...string) ([][]byte, error) {
 		i = end
 	}
 	return values, nil
-}
-
-// skip returns the index of the first byte at or after i not in chars.
-func skip(data []byte, i int, chars string) int {
-	for i < len(data) && strings.IndexByte(chars, data[i]) >= 0 {
-		i++
-	}
-	return i
 }
 
 // valueEnd returns the index just past the JSON value at i: in data that
@@ -267,7 +239,9 @@ func valueEnd(data []byte, i int) int {
 	return i
 }
 
-// jsonString returns raw as a Go string if it is a JSON string.
+// jsonString returns raw as a Go string if it is a JSON string, and
+// plainString says when it needs no decoding: no escapes and valid UTF-8
+// (encoding/json replaces invalid UTF-8 with U+FFFD, and so must we).
 func jsonString(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
@@ -279,13 +253,10 @@ func jsonString(raw []byte) (string, bool) {
 	return s, json.Unmarshal(raw, &s) == nil
 }
 
-// plainString reports whether a string needs no decoding: no escapes, and
-// valid UTF-8, which encoding/json would otherwise replace with U+FFFD.
 func plainString(b []byte) bool { return bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b) }
 
-// jsonTime reads a NumericDate: a JSON number of seconds since the epoch,
-// fractions allowed, clamped to ±2^40 s (35,000 years) so it fits a time.
-// An absent one (nil) is the zero time.
+// jsonTime reads a NumericDate (seconds, fractions allowed), clamped to
+// ±2^40 s (35,000 years) to fit a time; an absent one is the zero time.
 func jsonTime(raw []byte) (time.Time, bool) {
 	if raw == nil {
 		return time.Time{}, true
@@ -298,11 +269,10 @@ func jsonTime(raw []byte) (time.Time, bool) {
 	return time.Unix(sec, int64((f-float64(sec))*1e9)), err == nil
 }
 
-// tokenCache remembers verified tokens, so a client sending one token many
-// times pays for its MAC and JSON once. A hit needs the exact bytes that
-// verified under keys that never change while the process runs, and exp
-// and nbf are checked on every hit. Bounded: maxCachedTokens tokens of at
-// most 1 KiB.
+// tokenCache remembers verified tokens, so a token sent many times pays for
+// its MAC and JSON once. A hit needs the exact bytes, verified under keys
+// that never change while the process runs; exp and nbf are checked on
+// every hit. Bounded: maxCachedTokens tokens of at most 1 KiB.
 type tokenCache struct {
 	mu     sync.RWMutex
 	claims map[string]claims
