@@ -27,8 +27,7 @@ var scopeDescriptions = map[string]string{
 	scopeItems: "Read items.",
 }
 
-// user is one account, as the users file spells it; its profile is what
-// GET /users/me/ shows.
+// user is one account of the users file; GET /users/me/ shows its profile.
 type user struct {
 	profile
 	HashedPassword string   `json:"hashed_password"`
@@ -43,8 +42,7 @@ type profile struct {
 	Disabled bool    `json:"disabled"`
 }
 
-// demoUsers are the FastAPI example's johndoe/secret and alice/secret2
-// (disabled), hashed by passlib 1.7.4 at the default cost.
+// demoUsers: johndoe/secret and alice/secret2 (disabled), hashed by passlib 1.7.4.
 const demoUsers = `[
 {"username": "johndoe", "full_name": "John Doe", "email": "johndoe@example.com", "scopes": ["me", "items"],
  "hashed_password": "$pbkdf2-sha256$600000$DuE8R8hZK0VIqRUiJGSsVQ$gB9/5.oXgxEYu9eahDDA.MSvT4ANpiVhjePb01lUc4Y"},
@@ -84,8 +82,7 @@ func parseUsers(data []byte) (map[string]*user, error) {
 	return users, nil
 }
 
-// Password hashes are PBKDF2-HMAC-SHA256 (RFC 8018 §5.2) in passlib's
-// pbkdf2_sha256 format, so they move both ways between us and Python.
+// Passwords: PBKDF2-HMAC-SHA256 (RFC 8018 §5.2) in passlib's pbkdf2_sha256 format.
 const (
 	defaultRounds = 600_000    // OWASP's figure for PBKDF2-HMAC-SHA256
 	minRounds     = 1_000      // passlib's floor
@@ -93,9 +90,8 @@ const (
 	saltBytes     = 16
 )
 
-// passwordHash is a parsed "$pbkdf2-sha256$<rounds>$<salt>$<checksum>";
-// hashFormat admits rounds without sign or leading zero, and ab64 is
-// passlib's base64: '.' for '+', no padding, one encoding per byte string.
+// passwordHash is a parsed "$pbkdf2-sha256$<rounds>$<salt>$<checksum>"
+// whose salt and checksum are in ab64, passlib's base64 with '.' for '+'.
 type passwordHash struct {
 	rounds    int
 	salt, key []byte
@@ -134,8 +130,7 @@ func (h passwordHash) matches(password string) bool {
 	return err == nil && subtle.ConstantTimeCompare(key, h.key) == 1
 }
 
-// dummyHash is what unknown usernames are checked against: the cost most
-// users have, so timing does not tell a missing name from a wrong password.
+// dummyHash, for unknown names, costs what most users' do: timing tells nothing.
 func dummyHash(users map[string]*user) passwordHash {
 	count := map[int]int{defaultRounds: 0}
 	rounds := defaultRounds
@@ -148,13 +143,8 @@ func dummyHash(users map[string]*user) passwordHash {
 	return passwordHash{rounds, make([]byte, saltBytes), make([]byte, sha256.Size)}
 }
 
-// hashPool bounds hashing to cap(running) at once and cap(admitted) running
-// or queued, so a login flood neither starves token checks nor queues forever.
+// hashPool bounds hashes running and queued, so logins never starve token checks.
 type hashPool struct{ admitted, running chan struct{} }
-
-func newHashPool(workers, queue int) *hashPool {
-	return &hashPool{make(chan struct{}, workers+queue), make(chan struct{}, workers)}
-}
 
 var errPoolFull = errors.New("password-hash queue full")
 
@@ -176,8 +166,7 @@ func (p *hashPool) do(stop <-chan struct{}, f func()) error {
 	return nil
 }
 
-// The login throttle (SPEC §6): after lockAfter consecutive failures a
-// name is locked for firstLock, doubling per further failure up to maxLock.
+// SPEC §6: lockAfter failures lock a name for firstLock, doubling each time to maxLock.
 const (
 	lockAfter    = 5
 	firstLock    = time.Second
@@ -185,8 +174,7 @@ const (
 	maxThrottled = 10_000 // names tracked at once
 )
 
-// throttle counts each name's consecutive failed logins, known name or
-// not, keyed by SHA-256 so that long names cost no memory.
+// throttle counts names' failed logins, keyed by SHA-256 to bound memory.
 type throttle struct {
 	mu      sync.Mutex
 	entries map[[sha256.Size]byte]throttleEntry
@@ -208,9 +196,8 @@ func (t *throttle) wait(name string, now time.Time) time.Duration {
 	return max(0, t.entries[sha256.Sum256([]byte(name))].lockedUntil.Sub(now))
 }
 
-// record notes a password check: success forgets name; failure counts and,
-// from the lockAfter-th, locks. A full table drops names not locked at now,
-// never a locked one; if all are locked, a new name goes uncounted.
+// record notes a password check: success forgets name, failure counts. A
+// full table drops names not locked at now; if all are, a new name is not counted.
 func (t *throttle) record(name string, ok bool, now time.Time) {
 	key := sha256.Sum256([]byte(name))
 	t.mu.Lock()
@@ -251,10 +238,9 @@ var errUnknownUser = errors.New("token: no such user")
 // userHandler serves a request that passed requireScopes, for its user.
 type userHandler func(w http.ResponseWriter, r *http.Request, u *user)
 
-// requireScopes guards an endpoint with SPEC §4's checks, in order: bearer
-// credentials present (401), token valid and its user known (401), every
-// required scope granted (403, RFC 6750 §3.1; FastAPI answers 401), and,
-// if active, the user not disabled (400, as FastAPI answers).
+// requireScopes runs SPEC §4's checks in order: credentials present (401),
+// token valid for a known user (401), scopes granted (403 per RFC 6750
+// §3.1; FastAPI: 401), and if active, the user not disabled (400).
 func requireScopes(cfg *config, active bool, required ...string) func(userHandler) http.Handler {
 	scope := ""
 	if len(required) > 0 {

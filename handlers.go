@@ -17,8 +17,7 @@ import (
 	"time"
 )
 
-// What clients see. FastAPI clients match on these strings, so (as net/http
-// says of its own) due to Hyrum's law this text cannot be changed.
+// What clients see: FastAPI clients match on it, so by Hyrum's law it cannot change.
 const (
 	scopeMe    = "me"
 	scopeItems = "items"
@@ -29,8 +28,7 @@ const (
 	detailInactiveUser         = "Inactive user"
 	detailIncorrectPassword    = "Incorrect username or password"
 
-	// RFC 6749 §5.2's codes, with RFC 8628 §3.5's slow_down and RFC 6749
-	// §4.1.2.1's temporarily_unavailable for the login limits.
+	// RFC 6749 §5.2, plus slow_down (RFC 8628 §3.5) and temporarily_unavailable (§4.1.2.1).
 	codeInvalidRequest     = "invalid_request"
 	codeInvalidGrant       = "invalid_grant"
 	codeInvalidScope       = "invalid_scope"
@@ -41,8 +39,7 @@ const (
 	formContentType = "application/x-www-form-urlencoded"
 )
 
-// newHandler is the whole API on one screen, inside the access log. A
-// protected endpoint is one line: scopes, active or not, and a handler.
+// newHandler is the whole API on one screen; a protected endpoint is one line.
 func newHandler(cfg *config) http.Handler {
 	mux := http.NewServeMux()
 	route := func(method, path string, h http.Handler) {
@@ -94,9 +91,8 @@ func handleToken(cfg *config) http.HandlerFunc {
 	}
 }
 
-// issueToken runs SPEC §3's checks in order; no password is hashed before
-// the request is well-formed and its username not locked out. Parameters
-// come from the body only, never the URL (RFC 6749 §3.2).
+// issueToken runs SPEC §3's checks in order, so no password is hashed for a
+// bad request or a locked name; parameters never come from the URL (§3.2).
 func issueToken(cfg *config, w http.ResponseWriter, r *http.Request) (map[string]any, error) {
 	refuse := func(code, description string) error {
 		return &apiError{status: http.StatusBadRequest, code: code, detail: description}
@@ -132,8 +128,8 @@ func issueToken(cfg *config, w http.ResponseWriter, r *http.Request) (map[string
 		}
 	}
 	if wait := cfg.throttle.wait(username, cfg.now()); wait > 0 {
-		return nil, &apiError{status: http.StatusTooManyRequests, code: codeSlowDown, header: retryAfter(wait),
-			detail: "Too many failed logins for this user; try again later"}
+		return nil, &apiError{status: http.StatusTooManyRequests, code: codeSlowDown, detail: "Too many failed logins; try again later",
+			header: http.Header{"Retry-After": {strconv.Itoa(int((wait + time.Second - 1) / time.Second))}}} // RFC 9110 §10.2.3
 	}
 	u, found := cfg.users[username]
 	h := cfg.dummyHash // for unknown names, so timing does not tell them apart
@@ -143,7 +139,7 @@ func issueToken(cfg *config, w http.ResponseWriter, r *http.Request) (map[string
 	var ok bool
 	if err := cfg.hashes.do(r.Context().Done(), func() { ok = h.matches(password) && found }); err != nil {
 		return nil, &apiError{status: http.StatusServiceUnavailable, code: codeTemporarilyUnavail, cause: err,
-			header: retryAfter(time.Second), detail: "Too many logins in progress; try again later"}
+			header: http.Header{"Retry-After": {"1"}}, detail: "Too many logins in progress; try again later"}
 	}
 	cfg.throttle.record(username, ok, cfg.now())
 	if !ok {
@@ -166,13 +162,7 @@ func issueToken(cfg *config, w http.ResponseWriter, r *http.Request) (map[string
 	return resp, nil
 }
 
-// retryAfter is a Retry-After field (RFC 9110 §10.2.3), in seconds rounded up.
-func retryAfter(wait time.Duration) http.Header {
-	return http.Header{"Retry-After": {strconv.Itoa(int((wait + time.Second - 1) / time.Second))}}
-}
-
-// apiError is an error answer: FastAPI's detail and, on /token, RFC 6749
-// §5.2's error and error_description (the same text).
+// apiError is an answer: FastAPI's detail, and on /token RFC 6749 §5.2's fields.
 type apiError struct {
 	status int
 	code   string      // RFC 6749 §5.2 error code; set on /token only
@@ -193,15 +183,14 @@ func (e *apiError) because(cause error) *apiError {
 // ServeHTTP lets a fixed answer (404, 405) be a route of its own.
 func (e *apiError) ServeHTTP(w http.ResponseWriter, r *http.Request) { writeError(w, e) }
 
-// writeError is the one place errors become answers: an *apiError as it
-// says; anything else, a bug, as a bare 500 with its cause only logged.
+// writeError is the one place errors become answers; a non-apiError is a bug: a bare 500.
 func writeError(w http.ResponseWriter, err error) {
 	var e *apiError
 	if !errors.As(err, &e) {
 		e = &apiError{status: http.StatusInternalServerError, detail: "Internal Server Error", cause: err}
 	}
 	if rec, ok := w.(*statusRecorder); ok && e.cause != nil {
-		rec.reason = e.cause.Error()
+		rec.reason = slog.String("reason", e.cause.Error())
 	}
 	maps.Copy(w.Header(), e.header)
 	body := map[string]string{"detail": e.detail}
@@ -223,7 +212,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
-	reason string
+	reason slog.Attr // zero, so not logged, unless a refusal says why
 }
 
 func (s *statusRecorder) WriteHeader(status int) {
@@ -231,24 +220,18 @@ func (s *statusRecorder) WriteHeader(status int) {
 	s.ResponseWriter.WriteHeader(status)
 }
 
-// logRequests logs a line per request: method, path (never the query,
-// which may hold secrets), status, duration and why it was refused.
+// logRequests logs method, path (never the query: it may hold secrets), status and duration.
 func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", rec.status), slog.Duration("duration", time.Since(start))}
-		if rec.reason != "" {
-			attrs = append(attrs, slog.String("reason", rec.reason))
-		}
-		log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+		log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)), rec.reason)
 	})
 }
 
-// openAPIDocument describes the API in OpenAPI 3.1 for Swagger UI and
-// client generators, as FastAPI's /openapi.json does.
+// openAPIDocument is the API in OpenAPI 3.1, as FastAPI serves it.
 const openAPIDocument = `{"openapi": "3.1.0", "info": {"title": "scopeguard", "version": "1.0.0"},
 "paths": {
  "/token": {"post": {"summary": "Log in with the OAuth2 password grant", "requestBody": {"required": true, "content": {

@@ -89,6 +89,10 @@ func usersFile(t testing.TB, users []testUser) []byte {
 	return data
 }
 
+func newHashPool(workers, queue int) *hashPool {
+	return &hashPool{make(chan struct{}, workers+queue), make(chan struct{}, workers)}
+}
+
 // testEnv is a config for tests plus the handles tests steer it by.
 type testEnv struct {
 	cfg   *config

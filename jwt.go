@@ -36,8 +36,7 @@ var (
 	errTokenNotYetValid = errors.New("token: not yet valid")
 )
 
-// b64 is base64url without padding (RFC 7515 §2); Strict refuses non-zero
-// unused bits but skips CR and LF, which readObject refuses.
+// b64 is base64url without padding (RFC 7515 §2); Strict skips CR and LF.
 var b64 = base64.RawURLEncoding.Strict()
 
 // claims: who (RFC 7519 §4.1.2), which scopes, and when (§4.1.4-6).
@@ -49,24 +48,20 @@ type claims struct {
 
 // validAt applies exp and nbf with no leeway (RFC 7519 §4.1.4, §4.1.5).
 func (c *claims) validAt(now time.Time) error {
-	switch {
-	case !now.Before(c.ExpiresAt):
+	if !now.Before(c.ExpiresAt) {
 		return errTokenExpired
-	case now.Before(c.NotBefore):
+	} else if now.Before(c.NotBefore) {
 		return errTokenNotYetValid
 	}
 	return nil
 }
 
-// hmacKey is an HS256 key whose HMAC states are pooled: hmac.New costs
-// allocations and two blocks of key setup, and a state serves one goroutine.
+// hmacKey pools HMAC states: hmac.New costs allocations and two hash blocks.
 type hmacKey struct{ states sync.Pool }
 
 func newHMACKey(secret []byte) *hmacKey {
 	secret = bytes.Clone(secret)
-	k := &hmacKey{}
-	k.states.New = func() any { return hmac.New(sha256.New, secret) }
-	return k
+	return &hmacKey{sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}}
 }
 
 // sum appends the HMAC-SHA256 of data to dst.
@@ -93,12 +88,10 @@ func signToken(key *hmacKey, c claims) string {
 	return string(b64.AppendEncode(append(buf, '.'), key.sum(mac[:0], buf)))
 }
 
-// verifyToken checks token under keys (the signing key, then a retired one)
-// and returns its claims if valid at now. Nothing is parsed before the MAC
-// is checked, in constant time, as HS256 whatever the header says (RFC
-// 8725 §3.1); then the header must say alg HS256 and have no crit (RFC
-// 7515 §4.1.11: we implement no extensions). No member (kid, jku, jwk,
-// x5u, x5c) ever selects or fetches a key.
+// verifyToken returns token's claims if valid at now under one of keys.
+// Nothing is parsed before the HS256 MAC is checked in constant time (RFC
+// 8725 §3.1); then alg must be HS256 and crit absent (RFC 7515 §4.1.11).
+// No member (kid, jku, jwk, x5u, x5c) ever selects or fetches a key.
 func verifyToken(token string, keys []*hmacKey, now time.Time) (claims, error) {
 	// strings.Cut, never Split: many dots cost nothing (CVE-2025-30204).
 	header, rest, ok1 := strings.Cut(token, ".")
@@ -125,8 +118,8 @@ func verifyToken(token string, keys []*hmacKey, now time.Time) (claims, error) {
 	return c, err
 }
 
-// macMatches reports whether sig is the HMAC of signingInput under one of
-// keys, as canonical base64url: other spellings of the same bytes fail.
+// macMatches reports whether sig is the canonical base64url of the HMAC of
+// signingInput under one of keys; other spellings of those bytes fail.
 func macMatches(signingInput []byte, sig string, keys []*hmacKey) bool {
 	var mac [sha256.Size]byte
 	var want [43]byte // the unpadded base64 of 32 bytes
@@ -141,7 +134,9 @@ func macMatches(signingInput []byte, sig string, keys []*hmacKey) bool {
 
 // parseClaims reads claims by exact name, each of one JSON type: sub a
 // non-empty string; exp (required), nbf and iat numbers (a numeric string,
-// null or bool is no NumericDate, RFC 7519 §2); scopes as jsonScopes says.
+// null or bool is no NumericDate, RFC 7519 §2); either "scope", space-
+// separated (RFC 8693 §4.2), or, as the FastAPI example mints, "scopes", a
+// list of non-empty strings.
 func parseClaims(segment string) (claims, error) {
 	m, err := readObject(segment, "sub", "exp", "nbf", "iat", "scope", "scopes")
 	if err != nil {
@@ -153,30 +148,23 @@ func parseClaims(segment string) (claims, error) {
 	c.ExpiresAt, ok[1] = jsonTime(m[1])
 	c.NotBefore, ok[2] = jsonTime(m[2])
 	c.IssuedAt, ok[3] = jsonTime(m[3])
-	c.Scopes, ok[4] = jsonScopes(m[4], m[5])
+	if scope, list := m[4], m[5]; scope != nil {
+		var s string
+		s, ok[4] = jsonString(scope)
+		c.Scopes, ok[4] = strings.Fields(s), ok[4] && list == nil
+	} else { // null reads as "", so an empty entry is refused too
+		ok[4] = list == nil || list[0] == '[' && json.Unmarshal(list, &c.Scopes) == nil && !slices.Contains(c.Scopes, "")
+	}
 	if c.Subject == "" || m[1] == nil || slices.Contains(ok[:], false) {
 		return claims{}, fmt.Errorf("sub, exp, nbf, iat or scope missing or mistyped: %w", errTokenClaims)
 	}
 	return c, nil
 }
 
-// jsonScopes reads "scope", a space-separated string (RFC 8693 §4.2), or
-// "scopes", a list of non-empty strings as the FastAPI example mints
-// (null reads as "", so it is refused too); never both.
-func jsonScopes(scope, list []byte) (scopes []string, ok bool) {
-	if scope != nil {
-		s, ok := jsonString(scope)
-		return strings.Fields(s), ok && list == nil
-	}
-	ok = list == nil || list[0] == '[' && json.Unmarshal(list, &scopes) == nil && !slices.Contains(scopes, "")
-	return scopes, ok
-}
-
-// readObject decodes a segment of canonical base64url (RFC 4648 §5: no
-// padding or white space, unused bits zero) holding one JSON object, and
-// returns the raw values of the members named in want, by exact name (nil
-// if absent). A repeated name refuses it: RFC 7519 §4 allows taking the
-// last, but parsers that disagree about a token are how tokens get forged.
+// readObject decodes canonical base64url (RFC 4648 §5: no padding or white
+// space, zero unused bits) holding a JSON object, and returns the raw values
+// of the members named in want, by exact name. A repeated name refuses it:
+// parsers that disagree about a token are how tokens get forged.
 func readObject(segment string, want ...string) ([][]byte, error) {
 	data, err := b64.DecodeString(segment)
 	if err != nil || strings.ContainsAny(segment, "\r\n") {
@@ -239,9 +227,8 @@ func valueEnd(data []byte, i int) int {
 	return i
 }
 
-// jsonString returns raw as a Go string if it is a JSON string, and
-// plainString says when it needs no decoding: no escapes and valid UTF-8
-// (encoding/json replaces invalid UTF-8 with U+FFFD, and so must we).
+// jsonString reads a JSON string; plainString ones need no decoding (no
+// escapes, valid UTF-8, which encoding/json would replace with U+FFFD).
 func jsonString(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
@@ -255,8 +242,7 @@ func jsonString(raw []byte) (string, bool) {
 
 func plainString(b []byte) bool { return bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b) }
 
-// jsonTime reads a NumericDate (seconds, fractions allowed), clamped to
-// ±2^40 s (35,000 years) to fit a time; an absent one is the zero time.
+// jsonTime reads a NumericDate, clamped to ±2^40 s to fit; nil is zero time.
 func jsonTime(raw []byte) (time.Time, bool) {
 	if raw == nil {
 		return time.Time{}, true
@@ -269,10 +255,9 @@ func jsonTime(raw []byte) (time.Time, bool) {
 	return time.Unix(sec, int64((f-float64(sec))*1e9)), err == nil
 }
 
-// tokenCache remembers verified tokens, so a token sent many times pays for
-// its MAC and JSON once. A hit needs the exact bytes, verified under keys
-// that never change while the process runs; exp and nbf are checked on
-// every hit. Bounded: maxCachedTokens tokens of at most 1 KiB.
+// tokenCache remembers verified tokens (at most maxCachedTokens of 1 KiB),
+// so a token sent again skips the MAC and JSON. A hit needs the same bytes,
+// under keys fixed for the process's life; exp and nbf are checked anew.
 type tokenCache struct {
 	mu     sync.RWMutex
 	claims map[string]claims

@@ -1,6 +1,5 @@
-// Command scopeguard is an OAuth2 password-grant token service (RFC 6749
-// §4.3) whose HS256 JWTs unlock scope-checked endpoints (RFC 6750): the
-// FastAPI "OAuth2 scopes" example in Go, standard library only.
+// Command scopeguard is an OAuth2 password-grant (RFC 6749 §4.3) token service
+// with scope-checked endpoints (RFC 6750): FastAPI's "OAuth2 scopes" in Go.
 package main
 
 import (
@@ -22,8 +21,7 @@ import (
 	"time"
 )
 
-// config is everything the service needs, built once by newConfig from
-// flags and environment and passed down; nothing reads either later.
+// config is all the service needs, built once from flags and environment.
 type config struct {
 	addr, tlsCert, tlsKey string
 	tokenTTL              time.Duration
@@ -46,8 +44,7 @@ func main() {
 	}
 }
 
-// run is the program; main hands it the OS. It returns nil once ctx is
-// done and requests in flight have finished, or what stopped start-up.
+// run is the program; it returns once ctx is done and requests have drained.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "hash-password" {
 		return runHashPassword(args[1:], stdin, stdout)
@@ -143,14 +140,13 @@ func newConfig(args []string, getenv func(string) string, stdout io.Writer, log 
 		}
 	}
 	cfg.dummyHash = dummyHash(cfg.users)
-	workers := max(1, runtime.GOMAXPROCS(0)-1) // a core stays free for token checks
-	cfg.hashes = newHashPool(workers, 8*workers)
+	workers := max(1, runtime.GOMAXPROCS(0)-1) // a core stays free for token checks; 8 queue per worker
+	cfg.hashes = &hashPool{make(chan struct{}, 9*workers), make(chan struct{}, workers)}
 	return cfg, nil
 }
 
-// loadKeys returns the HMAC keys: SECRET_KEY's bytes as given (random if
-// unset), then SECRET_KEY_PREVIOUS's, which still verify so that rotating
-// keys logs nobody out. RFC 7518 §3.2: an HS256 key has at least 256 bits.
+// loadKeys returns SECRET_KEY (random if unset), then SECRET_KEY_PREVIOUS,
+// which still verifies so rotation logs nobody out; RFC 7518 §3.2: ≥ 256 bits.
 func loadKeys(current, previous string, log *slog.Logger) ([]*hmacKey, error) {
 	if current == "" {
 		log.Warn("SECRET_KEY is not set: using a random key, so tokens will not survive a restart")
