@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
 	"regexp"
@@ -33,6 +34,7 @@ type user struct {
 	HashedPassword string   `json:"hashed_password"`
 	Scopes         []string `json:"scopes"` // what the user may be granted
 	hash           passwordHash
+	profileJSON    []byte // the profile, encoded once
 }
 
 type profile struct {
@@ -50,7 +52,7 @@ const demoUsers = `[
  "hashed_password": "$pbkdf2-sha256$600000$0Lp3jrEWQmgNQajV2vu/9w$QFM3Briq4tj4VK0Lb2X/ODKzsqkCUejnfkLv2e2bMas"}]`
 
 // parseUsers reads a users file; anything doubtful is an error naming the user.
-func parseUsers(data []byte) (map[string]*user, error) {
+func parseUsers(data []byte, log *slog.Logger) (map[string]*user, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var list []*user
@@ -71,12 +73,16 @@ func parseUsers(data []byte) (map[string]*user, error) {
 		var err error
 		if u.hash, err = parseHash(u.HashedPassword); err != nil {
 			return nil, fmt.Errorf("user %q: hashed_password: %w", u.Username, err)
+		} else if u.hash.rounds < defaultRounds {
+			log.Warn("password hash below 600000 rounds; rehash it with hash-password", "user", u.Username)
 		}
 		for _, s := range u.Scopes {
 			if _, ok := scopeDescriptions[s]; !ok {
 				return nil, fmt.Errorf("user %q: unknown scope %q", u.Username, s)
 			}
 		}
+		profile, _ := json.Marshal(&u.profile) // cannot fail: strings and a bool
+		u.profileJSON = append(profile, '\n')
 		users[u.Username] = u
 	}
 	return users, nil

@@ -86,11 +86,11 @@ func TestParseUsersRejects(t *testing.T) {
 		{"duplicate", `[{"username":"bob","hashed_password":` + hash + `},{"username":"bob","hashed_password":` + hash + `}]`, `user "bob": listed twice`},
 	}
 	for _, tt := range tests {
-		if _, err := parseUsers([]byte(tt.file)); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, err := parseUsers([]byte(tt.file), discardLog); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: got %v, want an error with %q", tt.name, err, tt.want)
 		}
 	}
-	users, err := parseUsers([]byte(`[{"username":"bob","hashed_password":` + hash + `}]`))
+	users, err := parseUsers([]byte(`[{"username":"bob","hashed_password":`+hash+`}]`), discardLog)
 	if u := users["bob"]; err != nil || u.Disabled || u.Email != nil || u.FullName != nil || len(u.Scopes) != 0 {
 		t.Errorf("defaults: got %+v, %v", u, err)
 	}

@@ -59,7 +59,8 @@ func newHandler(cfg *config) http.Handler {
 }
 
 func handleMe(w http.ResponseWriter, r *http.Request, u *user) {
-	writeJSON(w, http.StatusOK, u.profile)
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(u.profileJSON)
 }
 
 func handleItems(w http.ResponseWriter, r *http.Request, u *user) {

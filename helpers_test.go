@@ -15,6 +15,9 @@ import (
 	"time"
 )
 
+// discardLog is a logger for tests that do not read the log.
+var discardLog = slog.New(slog.DiscardHandler)
+
 // testKey is the HMAC key of test configs: 32 bytes, RFC 7518's minimum.
 const testKey = "test-key-0123456789-0123456789ab"
 
@@ -102,7 +105,7 @@ type testEnv struct {
 
 func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
-	users, err := parseUsers(usersFile(t, testUsers))
+	users, err := parseUsers(usersFile(t, testUsers), discardLog)
 	if err != nil {
 		t.Fatal(err)
 	}

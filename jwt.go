@@ -244,10 +244,8 @@ func plainString(b []byte) bool { return bytes.IndexByte(b, '\\') < 0 && utf8.Va
 
 // jsonTime reads a NumericDate, clamped to ±2^40 s to fit; nil is zero time.
 func jsonTime(raw []byte) (time.Time, bool) {
-	if raw == nil {
-		return time.Time{}, true
-	} else if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
-		return time.Time{}, false
+	if raw == nil || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+		return time.Time{}, raw == nil // absent is fine; a string, bool or null is not
 	}
 	f, err := strconv.ParseFloat(string(raw), 64)
 	f = max(-1<<40, min(1<<40, f))

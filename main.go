@@ -131,13 +131,8 @@ func newConfig(args []string, getenv func(string) string, stdout io.Writer, log 
 	} else if data, err = os.ReadFile(*usersFile); err != nil {
 		return nil, fmt.Errorf("users file: %w", err)
 	}
-	if cfg.users, err = parseUsers(data); err != nil {
+	if cfg.users, err = parseUsers(data, log); err != nil {
 		return nil, fmt.Errorf("users file %s: %w", *usersFile, err)
-	}
-	for name, u := range cfg.users {
-		if u.hash.rounds < defaultRounds {
-			log.Warn("password hash below 600000 rounds; rehash it with hash-password", "user", name)
-		}
 	}
 	cfg.dummyHash = dummyHash(cfg.users)
 	workers := max(1, runtime.GOMAXPROCS(0)-1) // a core stays free for token checks; 8 queue per worker
