@@ -110,6 +110,25 @@ func TestDummyHashCost(t *testing.T) {
 	if got := dummyHash(nil).rounds; got != defaultRounds {
 		t.Errorf("no users: dummy rounds %d, want %d", got, defaultRounds)
 	}
+	tie := map[string]*user{"a": {hash: passwordHash{rounds: 1000}}, "b": {hash: passwordHash{rounds: 5000}}}
+	for range 20 { // map order varies: the tie must always go to the costlier
+		if got := dummyHash(tie).rounds; got != 5000 {
+			t.Fatalf("tie: dummy rounds %d, want 5000", got)
+		}
+	}
+}
+
+// TestDummyHashNeverLogsIn: even if a password matched the dummy hash, an
+// unknown username gets invalid_grant, never a token.
+func TestDummyHashNeverLogsIn(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t)
+	h, _ := parseHash(loadVectors(t).Hashes[0].Hash) // "correct horse", 1000 rounds
+	env.cfg.dummyHash = h
+	a := login(t, env.serve(t), "nobody", "correct horse", "")
+	if a.status != 400 || a.json["error"] != codeInvalidGrant {
+		t.Errorf("got %s", a)
+	}
 }
 
 // TestThrottleWindows walks SPEC §6's schedule on the fake clock: five
