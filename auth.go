@@ -154,6 +154,10 @@ type hashPool struct{ admitted, running chan struct{} }
 
 var errPoolFull = errors.New("password-hash queue full")
 
+func newHashPool(workers, queue int) *hashPool {
+	return &hashPool{make(chan struct{}, workers+queue), make(chan struct{}, workers)}
+}
+
 // do runs f in a hash slot; it fails if the queue is full, or stop closes.
 func (p *hashPool) do(stop <-chan struct{}, f func()) error {
 	select {
@@ -191,10 +195,6 @@ type throttleEntry struct {
 	lockedUntil time.Time
 }
 
-func newThrottle() *throttle {
-	return &throttle{entries: make(map[[sha256.Size]byte]throttleEntry)}
-}
-
 // wait returns how long name stays locked after now; zero means go on.
 func (t *throttle) wait(name string, now time.Time) time.Duration {
 	t.mu.Lock()
@@ -213,7 +213,9 @@ func (t *throttle) record(name string, ok bool, now time.Time) {
 		delete(t.entries, key)
 		return
 	}
-	if !known && len(t.entries) >= maxThrottled {
+	if t.entries == nil {
+		t.entries = make(map[[sha256.Size]byte]throttleEntry)
+	} else if !known && len(t.entries) >= maxThrottled {
 		maps.DeleteFunc(t.entries, func(_ [sha256.Size]byte, old throttleEntry) bool { return !now.Before(old.lockedUntil) })
 	}
 	if known || len(t.entries) < maxThrottled {

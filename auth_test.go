@@ -186,7 +186,7 @@ func TestThrottleWindows(t *testing.T) {
 // spraying new names evicts only names that are not locked.
 func TestThrottleBounded(t *testing.T) {
 	t.Parallel()
-	th := newThrottle()
+	th := &throttle{}
 	for range lockAfter {
 		th.record("victim", false, testStart)
 	}
@@ -202,7 +202,7 @@ func TestThrottleBounded(t *testing.T) {
 	}
 	// With every slot locked, a new name goes untracked: never a panic,
 	// never an eviction.
-	full := newThrottle()
+	full := &throttle{}
 	for i := range maxThrottled {
 		for range lockAfter {
 			full.record(fmt.Sprint(i), false, testStart)

@@ -44,8 +44,7 @@ func newHandler(cfg *config) http.Handler {
 	mux := http.NewServeMux()
 	route := func(method, path string, h http.Handler) {
 		mux.Handle(method+" "+path, h)
-		allow := map[string]string{"GET": "GET, HEAD", "POST": "POST"}[method] // GET serves HEAD too
-		// Other methods get a JSON 405, not the mux's text/plain one.
+		allow := map[string]string{"GET": "GET, HEAD", "POST": "POST"}[method] // any other method: a JSON 405
 		mux.Handle(path, &apiError{status: http.StatusMethodNotAllowed, detail: "Method Not Allowed", header: http.Header{"Allow": {allow}}})
 	}
 	route("POST", "/token", handleToken(cfg))

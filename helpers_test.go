@@ -92,10 +92,6 @@ func usersFile(t testing.TB, users []testUser) []byte {
 	return data
 }
 
-func newHashPool(workers, queue int) *hashPool {
-	return &hashPool{make(chan struct{}, workers+queue), make(chan struct{}, workers)}
-}
-
 // testEnv is a config for tests plus the handles tests steer it by.
 type testEnv struct {
 	cfg   *config
@@ -118,7 +114,7 @@ func newTestEnv(t testing.TB) *testEnv {
 			users:     users,
 			dummyHash: dummyHash(users),
 			hashes:    newHashPool(2, 4),
-			throttle:  newThrottle(),
+			throttle:  &throttle{},
 			now:       clock.now,
 			log:       slog.New(slog.NewTextHandler(log, nil)),
 		},

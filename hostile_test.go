@@ -156,7 +156,7 @@ func FuzzTokenEndpoint(f *testing.F) {
 	}
 	f.Add(`{"username":"johndoe"}`, "application/json")
 	env := newTestEnv(f)
-	env.cfg.throttle = newThrottle()
+	env.cfg.throttle = &throttle{}
 	h := newHandler(env.cfg)
 	passwords := map[string]string{}
 	for _, u := range testUsers {

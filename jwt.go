@@ -22,8 +22,9 @@ import (
 )
 
 const (
-	maxTokenBytes = 8 << 10                                // bounds a token's work; we never mint one longer
-	jwtHeader     = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" // {"alg":"HS256","typ":"JWT"}: no parsing needed
+	maxTokenBytes   = 8 << 10                                // bounds a token's work; we never mint one longer
+	maxCachedTokens = 4096                                   // bounds tokenCache: at most 4 MiB of tokens
+	jwtHeader       = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" // {"alg":"HS256","typ":"JWT"}: no parsing needed
 )
 
 // Why a token was refused: logged, never shown (clients get one 401).
@@ -260,8 +261,6 @@ type tokenCache struct {
 	mu     sync.RWMutex
 	claims map[string]claims
 }
-
-const maxCachedTokens = 4096
 
 // verify is verifyToken, remembered.
 func (tc *tokenCache) verify(token string, keys []*hmacKey, now time.Time) (claims, error) {

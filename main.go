@@ -100,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 func newConfig(args []string, getenv func(string) string, stdout io.Writer, log *slog.Logger) (*config, error) {
 	fs := flag.NewFlagSet("scopeguard", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // an error is returned, not printed with the usage
-	cfg := &config{now: time.Now, log: log, throttle: newThrottle()}
+	cfg := &config{now: time.Now, log: log, throttle: &throttle{}}
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8000", "listen on `host:port`")
 	usersFile := fs.String("users", "", "users `file` (JSON); default: the built-in demo users")
 	fs.DurationVar(&cfg.tokenTTL, "token-ttl", 30*time.Minute, "token lifetime, 1s to 24h")
@@ -135,8 +135,8 @@ func newConfig(args []string, getenv func(string) string, stdout io.Writer, log 
 		return nil, fmt.Errorf("users file %s: %w", *usersFile, err)
 	}
 	cfg.dummyHash = dummyHash(cfg.users)
-	workers := max(1, runtime.GOMAXPROCS(0)-1) // a core stays free for token checks; 8 queue per worker
-	cfg.hashes = &hashPool{make(chan struct{}, 9*workers), make(chan struct{}, workers)}
+	workers := max(1, runtime.GOMAXPROCS(0)-1) // a core stays free for token checks
+	cfg.hashes = newHashPool(workers, 8*workers)
 	return cfg, nil
 }
 
